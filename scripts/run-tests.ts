@@ -94,6 +94,8 @@ async function runNodeTests(env: NodeJS.ProcessEnv): Promise<number> {
   const nodeArgs = [
     '--test',
     '--test-reporter=spec',
+    // A test that leaks a handle must not hold the whole run until its timeout.
+    '--test-force-exit',
     `--test-concurrency=${process.env.TQ_TEST_CONCURRENCY ?? '3'}`,
     `--test-timeout=${process.env.TQ_TEST_TIMEOUT_MS ?? '300000'}`,
     ...passThrough,
