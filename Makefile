@@ -22,7 +22,7 @@ deps: ## Install the Debian packages the tests and demo run (nats-server, redis-
 	scripts/install-system-deps.sh
 
 .PHONY: install
-install: node_modules/.package-lock.json ## Install npm dependencies, Node 24, kubectl and helm (into bin/)
+install: deps node_modules/.package-lock.json ## Install npm dependencies, Node 24, kubectl and helm (into bin/)
 
 .PHONY: local-cluster
 local-cluster: ## Build bin/local-cluster (etcd + kube-apiserver + kube-controller-manager from Go modules)
