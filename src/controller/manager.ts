@@ -164,7 +164,11 @@ export class ControllerManager {
     };
     this.poolInformer.on('add', enqueuePool);
     this.poolInformer.on('update', enqueuePool);
-    this.poolInformer.on('delete', (obj) => this.metrics.forgetWorkerPool(obj.metadata?.namespace ?? '', obj.metadata?.name ?? ''));
+    this.poolInformer.on('delete', (obj) => {
+      this.metrics.forgetWorkerPool(obj.metadata?.namespace ?? '', obj.metadata?.name ?? '');
+      // A pass over a pool that is gone drops the reconciler's memory of it.
+      enqueuePool(obj);
+    });
 
     this.metrics.attach({
       tasks: (kind) => this.taskInformers.get(kind)?.list() ?? [],
