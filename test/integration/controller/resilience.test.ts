@@ -4,10 +4,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { Phase } from '../../../src/api/index.ts';
-import { projectRoot, sleep, startControlPlane, startNats, testEnv, waitFor } from '../../harness/index.ts';
+import { freePort, projectRoot, sleep, startControlPlane, startNats, testEnv, waitFor } from '../../harness/index.ts';
 import { ProtocolWorker, controllerTestEnv } from './support.ts';
 
 const audio = { uri: 'https://example.com/a.wav' };
@@ -39,7 +41,8 @@ test('restarting the controller mid-way queues nothing twice and loses no report
   assert.equal(await env.streamMessages(), count - 1, 'each task queued exactly once (one was consumed)');
 });
 
-function spawnController(env: Awaited<ReturnType<typeof controllerTestEnv>>, identity: string, leaseNamespace: string): ChildProcess {
+async function spawnController(env: Awaited<ReturnType<typeof controllerTestEnv>>, identity: string, leaseNamespace: string, logDir: string): Promise<ChildProcess> {
+  const log = openSync(join(logDir, `${identity}.log`), 'a');
   const child = spawn(process.execPath, [join(projectRoot, 'src/controller/main.ts')], {
     env: {
       ...process.env,
@@ -55,43 +58,61 @@ function spawnController(env: Awaited<ReturnType<typeof controllerTestEnv>>, ide
       TQ_RENEW_DEADLINE_SECONDS: '3',
       TQ_RETRY_PERIOD_SECONDS: '1',
       POD_NAME: identity,
-      TQ_METRICS_PORT: String(20000 + Math.floor(Math.random() * 20000)),
-      TQ_HEALTH_PORT: String(40000 + Math.floor(Math.random() * 20000)),
-      TQ_LOG_LEVEL: 'warn',
+      TQ_METRICS_PORT: String(await freePort()),
+      TQ_HEALTH_PORT: String(await freePort()),
+      TQ_LOG_LEVEL: 'debug',
     },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', log, log],
   });
+  closeSync(log);
   return child;
 }
 
 test('two controller replicas: only the leader acts; killing it hands over within the Lease duration', async (t) => {
   const env = await controllerTestEnv();
   const children: ChildProcess[] = [];
+  const logDir = mkdtempSync(join(tmpdir(), 'tq-replicas-'));
   t.after(async () => {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
     await env.cleanup();
+    rmSync(logDir, { recursive: true, force: true });
   });
+  // On failure, the replicas' own logs say why.
+  const logs = () => readdirSync(logDir).map((f) => `--- ${f}\n${readFileSync(join(logDir, f), 'utf8').split('\n').slice(-30).join('\n')}`).join('\n');
+  const waitOrExplain = async (what: string, check: () => Promise<boolean>, timeoutMs: number) => {
+    try {
+      await waitFor(what, check, { timeoutMs, intervalMs: 100 });
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${logs()}`);
+    }
+  };
   const coordination = env.kc.makeApiClient(CoordinationV1Api);
   const holder = async () => (await coordination.readNamespacedLease({ name: 'task-queue-controller', namespace: env.namespace }).catch(() => undefined))?.spec?.holderIdentity;
 
-  children.push(spawnController(env, 'replica-a', env.namespace));
-  await waitFor('replica-a to lead', async () => (await holder()) === 'replica-a', { timeoutMs: 30_000 });
-  children.push(spawnController(env, 'replica-b', env.namespace));
+  children.push(await spawnController(env, 'replica-a', env.namespace, logDir));
+  await waitOrExplain('replica-a to lead', async () => (await holder()) === 'replica-a', 60_000);
+  children.push(await spawnController(env, 'replica-b', env.namespace, logDir));
   await env.createTask('TranscriptionTask', 'first', { audio });
   await env.waitForTask('TranscriptionTask', 'first', 'Queued', (s) => s.phase === Phase.Queued);
   await sleep(2000);
   assert.equal(await holder(), 'replica-a', 'the second replica does not take over a live leader');
   assert.equal(await env.streamMessages(), 1);
 
+  const before = await coordination.readNamespacedLease({ name: 'task-queue-controller', namespace: env.namespace });
+  const lastRenew = new Date(before.spec?.renewTime as unknown as string).getTime();
   const killedAt = Date.now();
   children[0]?.kill('SIGKILL');
-  await waitFor('replica-b to lead', async () => (await holder()) === 'replica-b', { timeoutMs: 20_000, intervalMs: 100 });
-  const handover = Date.now() - killedAt;
-  // A follower measures a lease's expiry from when it last saw the lease
-  // renewed (never from the holder's clock), and looks every retry period:
-  // the bound is the lease duration plus up to two retry periods (1 s each,
-  // with jitter) and the first reconcile.
-  assert.ok(handover < 4000 + 2 * 1200 + 1000, `handover took ${handover} ms`);
+  await waitOrExplain('replica-b to lead', async () => (await holder()) === 'replica-b', 30_000);
+  const after = await coordination.readNamespacedLease({ name: 'task-queue-controller', namespace: env.namespace });
+  const acquired = new Date(after.spec?.acquireTime as unknown as string).getTime();
+  // Safety: the follower waited out the whole lease after the last renewal it saw.
+  assert.ok(acquired - lastRenew >= 4000 - 100, `taken over ${acquired - lastRenew} ms after the last renewal, before the 4 s lease ran out`);
+  // Liveness: a follower measures expiry from when it last saw the lease
+  // renewed and looks every retry period (1 s, jittered), so the handover is
+  // the lease duration plus about two retry periods; the rest is slack for a
+  // loaded machine.
+  const handover = acquired - killedAt;
+  assert.ok(handover < 4000 + 2 * 1200 + 3000, `handover took ${handover} ms`);
   await env.createTask('TranscriptionTask', 'second', { audio });
   await env.waitForTask('TranscriptionTask', 'second', 'Queued by the new leader', (s) => s.phase === Phase.Queued);
   assert.equal(await env.streamMessages(), 2, 'nothing was queued twice across the handover');
