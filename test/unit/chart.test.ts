@@ -136,7 +136,7 @@ const sharedEnv = [
   'TQ_NATS_URL', 'TQ_NATS_USER', 'TQ_NATS_PASSWORD', 'TQ_NATS_TOKEN', 'TQ_NATS_CREDS_FILE',
   'TQ_NATS_TLS_CA_FILE', 'TQ_NATS_TLS_CERT_FILE', 'TQ_NATS_TLS_KEY_FILE',
   'TQ_REDIS_URL', 'TQ_REDIS_USERNAME', 'TQ_REDIS_PASSWORD', 'TQ_REDIS_TLS_CA_FILE', 'TQ_REDIS_TLS',
-  'TQ_STREAM_NAME', 'TQ_KEY_PREFIX', 'TQ_METRICS_PORT', 'TQ_HEALTH_PORT', 'TQ_LOG_LEVEL',
+  'TQ_STREAM_NAME', 'TQ_SUBJECT_PREFIX', 'TQ_KEY_PREFIX', 'TQ_METRICS_PORT', 'TQ_HEALTH_PORT', 'TQ_LOG_LEVEL',
 ];
 const controllerEnv = new Set([
   ...sharedEnv, 'TQ_STREAM_REPLICAS', 'TQ_WATCH_NAMESPACE', 'TQ_LEADER_ELECTION', 'TQ_LEADER_ELECTION_NAMESPACE',
@@ -513,7 +513,7 @@ for (const file of ciFiles) {
 
       const env = envOf(container);
       for (const name of env.keys()) if (name.startsWith('TQ_')) assert.ok(controllerEnv.has(name), `controller: unknown env ${name}`);
-      for (const name of ['TQ_NATS_URL', 'TQ_REDIS_URL', 'TQ_STREAM_NAME', 'TQ_STREAM_REPLICAS', 'TQ_KEY_PREFIX', 'TQ_LEADER_ELECTION', 'TQ_LEADER_ELECTION_NAMESPACE', 'TQ_LEADER_ELECTION_ID', 'TQ_METRICS_PORT', 'TQ_HEALTH_PORT', 'TQ_KUBE_QPS', 'TQ_KUBE_BURST', 'TQ_STATUS_PROGRESS_INTERVAL_MS', 'TQ_RECONCILE_CONCURRENCY', 'TQ_LOG_LEVEL']) {
+      for (const name of ['TQ_NATS_URL', 'TQ_REDIS_URL', 'TQ_STREAM_NAME', 'TQ_SUBJECT_PREFIX', 'TQ_STREAM_REPLICAS', 'TQ_KEY_PREFIX', 'TQ_LEADER_ELECTION', 'TQ_LEADER_ELECTION_NAMESPACE', 'TQ_LEADER_ELECTION_ID', 'TQ_METRICS_PORT', 'TQ_HEALTH_PORT', 'TQ_KUBE_QPS', 'TQ_KUBE_BURST', 'TQ_STATUS_PROGRESS_INTERVAL_MS', 'TQ_RECONCILE_CONCURRENCY', 'TQ_LOG_LEVEL']) {
         assert.ok(env.has(name), `controller: ${name} is set`);
       }
       assert.equal(env.get('POD_NAME')?.['valueFrom']?.['fieldRef']?.['fieldPath'], 'metadata.name');

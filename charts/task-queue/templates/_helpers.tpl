@@ -302,6 +302,8 @@ NATS, Redis and queue settings shared by the controller and the workers.
 {{- end }}
 - name: TQ_STREAM_NAME
   value: {{ .Values.queue.streamName | quote }}
+- name: TQ_SUBJECT_PREFIX
+  value: {{ .Values.queue.subjectPrefix | quote }}
 - name: TQ_KEY_PREFIX
   value: {{ .Values.queue.keyPrefix | quote }}
 {{- end }}
