@@ -265,8 +265,8 @@ export class ControllerManager {
       controller.start();
       for (const obj of this.taskInformers.get(kind)?.list() ?? []) controller.enqueue(objectKey(obj));
     }
-    this.poolController.start();
-    for (const obj of this.poolInformer.list()) this.poolController.enqueue(objectKey(obj));
+    // Pools start once the queue is open (openQueue): before that their
+    // backlog cannot be read, and a pass would only report it unavailable.
   }
 
   /** Connects to NATS and sets up the stream, retrying until it works or leadership ends. */
@@ -281,10 +281,12 @@ export class ControllerManager {
           ackWaitMs: this.config.ackWaitMs,
         });
         this.log.info({ stream: this.config.queue.stream }, 'Task queue ready');
-        // Tasks that waited in Pending for the queue go now.
+        // Tasks that waited in Pending for the queue go now; pools can read their backlog.
         for (const [kind, controller] of this.taskControllers) {
           for (const obj of this.taskInformers.get(kind)?.list() ?? []) controller.enqueue(objectKey(obj));
         }
+        this.poolController.start();
+        for (const obj of this.poolInformer.list()) this.poolController.enqueue(objectKey(obj));
       } catch (err) {
         this.log.warn({ err: (err as Error).message, retryInMs: delay }, 'Task queue not ready');
         await new Promise((r) => setTimeout(r, delay));

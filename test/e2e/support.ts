@@ -617,19 +617,17 @@ export const unschedulable = { 'taskqueue.dev/e2e-unschedulable': 'true' };
  *   no image is pulled and no controller pod competes with the test's
  *   controller process for the Lease or the tasks;
  * - with `ids`, the test run's nats-server and redis-server, on a stream,
- *   subjects and keys of the test's own. The chart has no value for the
- *   subject prefix, so it goes in through extraEnv.
+ *   subjects and keys of the test's own.
  */
 export function testValues(ids?: QueueIds): Obj {
   if (!ids) return { controller: { nodeSelector: unschedulable }, workerDefaults: { nodeSelector: unschedulable } };
   const { natsUrl, redisUrl } = testEnv();
-  const extraEnv = [{ name: 'TQ_SUBJECT_PREFIX', value: ids.subjectPrefix }];
   return {
     nats: { servers: [natsUrl] },
     redis: { url: redisUrl },
-    queue: { streamName: ids.stream, keyPrefix: ids.keyPrefix },
-    controller: { extraEnv, nodeSelector: unschedulable },
-    workerDefaults: { extraEnv, nodeSelector: unschedulable },
+    queue: { streamName: ids.stream, subjectPrefix: ids.subjectPrefix, keyPrefix: ids.keyPrefix },
+    controller: { nodeSelector: unschedulable },
+    workerDefaults: { nodeSelector: unschedulable },
   };
 }
 
