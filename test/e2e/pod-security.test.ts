@@ -95,7 +95,9 @@ async function prepareFor(templates: readonly Obj[]): Promise<void> {
 describe('the restricted Pod Security profile', () => {
   test('helm install into a restricted namespace draws no warning, and the ReplicaSets create their Pods', async () => {
     // testValues(): the pods are created, and admitted, but never scheduled.
-    const install = await helmOk(['install', release, chartDir, '--namespace', namespace, '-f', valuesFile(testValues())]);
+    // A worker floor of 1 makes the worker Deployment create a Pod too (it starts at minReplicas).
+    const values = { ...testValues(), workers: { transcription: { scaling: { minReplicas: 1 } } } };
+    const install = await helmOk(['install', release, chartDir, '--namespace', namespace, '-f', valuesFile(values)]);
     assert.doesNotMatch(install.stderr, psaViolation);
     const manifest = parseManifests((await helmOk(['get', 'manifest', release, '--namespace', namespace])).stdout);
     const deployments = manifest.filter((o) => o.kind === 'Deployment');
@@ -116,7 +118,6 @@ describe('the restricted Pod Security profile', () => {
           byComponent.set(component, (byComponent.get(component) ?? 0) + 1);
         }
         last = JSON.stringify(Object.fromEntries(byComponent));
-        // No replicas field on a worker Deployment means 1 until its WorkerPool says otherwise.
         return deployments.every((d) => (byComponent.get(d.metadata.labels['app.kubernetes.io/component']) ?? 0) >= Math.max(1, d.spec.replicas ?? 1));
       },
       { timeoutMs: 60_000, intervalMs: 250 },

@@ -536,7 +536,7 @@ for (const file of ciFiles) {
       assert.ok(named(objects, 'Service', `${fullname}-controller`), 'metrics Service');
     });
 
-    test('workers: one GPU Deployment per worker, no API access, no replicas field', () => {
+    test('workers: one GPU Deployment per worker, no API access, starting at minReplicas', () => {
       const workerSa = named(objects, 'ServiceAccount', `${fullname}-worker`);
       assert.ok(workerSa);
       assert.equal(workerSa['automountServiceAccountToken'], false);
@@ -550,7 +550,12 @@ for (const file of ciFiles) {
         const deployment = named(objects, 'Deployment', name);
         assert.ok(deployment);
         assert.equal(deployment['metadata']['labels']['app.kubernetes.io/component'], `worker-${workerName}`);
-        assert.equal(deployment['spec']['replicas'], undefined, `${name}: replicas belong to the autoscaler`);
+        // Rendered without a cluster, replicas is the pool's floor: no GPU pod starts before the pool has looked.
+        const pool = ofKind(objects, 'WorkerPool').find((p) => p['spec']['scaleTargetRef']['name'] === name);
+        const scaled = ofKind(objects, 'ScaledObject').find((p) => p['spec']['scaleTargetRef']['name'] === name);
+        const floor = pool ? pool['spec']['minReplicas'] : scaled?.['spec']['minReplicaCount'];
+        assert.equal(typeof floor, 'number', `${name}: a WorkerPool or ScaledObject sets its floor`);
+        assert.equal(deployment['spec']['replicas'], floor, `${name}: starts at minReplicas`);
         const pod = deployment['spec']['template']['spec'] as Obj;
         assert.equal(pod['serviceAccountName'], `${fullname}-worker`);
         assert.equal(pod['automountServiceAccountToken'], false, `${name}: no ServiceAccount token`);
