@@ -105,6 +105,7 @@ export class ControllerManager {
           heartbeatTimeoutMs: this.config.heartbeatTimeoutMs,
           deadlineGraceMs: this.config.heartbeatTimeoutMs,
           redeliveryGraceMs: this.config.ackWaitMs + this.config.heartbeatTimeoutMs,
+          queueRecheckMs: 3 * this.config.ackWaitMs,
         },
         progressIntervalMs: this.config.progressIntervalMs,
         clock: this.clock,

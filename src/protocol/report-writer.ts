@@ -48,8 +48,12 @@ export interface SucceededReport extends FinishOptions {
 // sequence), so that the next delivery can take it off its attempt number:
 // a graceful hand-back is not a failed attempt.
 //
+// A heartbeat or progress report that finds no phase (Redis lost the hash
+// while the run went on) puts `phase=Running` back, so the controller sees a
+// running task rather than one that was never queued.
+//
 // KEYS: state, result
-// ARGV: attempt, nDel, del..., resultJson|'', resultTtl|'', stateTtl|'', releasedSeq|'', field, value, ...
+// ARGV: attempt, nDel, del..., resultJson|'', resultTtl|'', stateTtl|'', releasedSeq|'', restoreRunningAt|'', field, value, ...
 const WRITE_STATE = `
 local current = tonumber(redis.call('HGET', KEYS[1], 'attempt'))
 local attempt = tonumber(ARGV[1])
@@ -62,8 +66,12 @@ local result = ARGV[i]
 local resultTtl = tonumber(ARGV[i + 1])
 local stateTtl = tonumber(ARGV[i + 2])
 local releasedSeq = ARGV[i + 3]
-i = i + 4
+local restoreRunningAt = ARGV[i + 4]
+i = i + 5
 if result ~= '' then redis.call('SET', KEYS[2], result, 'EX', resultTtl) end
+if restoreRunningAt ~= '' and redis.call('HEXISTS', KEYS[1], 'phase') == 0 then
+  redis.call('HSET', KEYS[1], 'phase', 'Running', 'startedAt', restoreRunningAt)
+end
 redis.call('HSET', KEYS[1], unpack(ARGV, i))
 if releasedSeq ~= '' then
   if redis.call('HGET', KEYS[1], 'releasedSeq') == releasedSeq then
@@ -89,7 +97,21 @@ interface WritePlan {
   stateTTLSeconds?: number;
   /** Stream sequence of a message handed back (released). */
   releasedSeq?: number;
+  /** A report only a running task sends: restore `phase=Running` if the hash lost it. */
+  restoresRunning?: boolean;
 }
+
+// Counts a delivery handed back unrun against its message (see WRITE_STATE's
+// releases), without touching the phase: the task runs elsewhere.
+// KEYS: state; ARGV: streamSequence
+const COUNT_HAND_BACK = `
+if redis.call('HGET', KEYS[1], 'releasedSeq') == ARGV[1] then
+  redis.call('HINCRBY', KEYS[1], 'releases', 1)
+else
+  redis.call('HSET', KEYS[1], 'releasedSeq', ARGV[1], 'releases', 1)
+end
+return 1
+`;
 
 /**
  * Writes worker reports as docs/protocol.md describes: the state hash first
@@ -132,12 +154,13 @@ export class ReportWriter {
       type: ReportType.Progress,
       state: { progress },
       extra: { progress },
+      restoresRunning: true,
     });
   }
 
   heartbeat(target: ReportTarget): Promise<boolean> {
     const at = this.now().toISOString();
-    return this.write(target, at, { type: ReportType.Heartbeat, state: { heartbeatAt: at } });
+    return this.write(target, at, { type: ReportType.Heartbeat, state: { heartbeatAt: at }, restoresRunning: true });
   }
 
   retrying(target: ReportTarget, report: { reason: string; message: string; nextAttemptAt: Date }): Promise<boolean> {
@@ -148,6 +171,15 @@ export class ReportWriter {
       state: { phase: Phase.Retrying, ...fields },
       extra: fields,
     });
+  }
+
+  /**
+   * A delivery this worker hands back without running it, because another
+   * worker is visibly running the task: counted against the message like a
+   * release, so it costs the task no attempt, and the phase is left alone.
+   */
+  async handedBack(uid: string, streamSequence: number): Promise<void> {
+    await this.redis.eval(COUNT_HAND_BACK, 1, redisKeys(this.prefix, uid).state, String(streamSequence));
   }
 
   /**
@@ -212,7 +244,7 @@ export class ReportWriter {
     const state: StateFields = { ...identity, ...plan.state, updatedAt: at };
     const clear = plan.clear ?? [];
     const args: (string | number)[] = [target.attempt, clear.length, ...clear];
-    args.push(plan.result?.json ?? '', plan.result?.ttlSeconds ?? '', plan.stateTTLSeconds ?? '', plan.releasedSeq ?? '');
+    args.push(plan.result?.json ?? '', plan.result?.ttlSeconds ?? '', plan.stateTTLSeconds ?? '', plan.releasedSeq ?? '', plan.restoresRunning ? at : '');
     for (const [field, value] of Object.entries(state)) {
       if (value !== undefined) args.push(field, value);
     }

@@ -5,6 +5,7 @@
 //   TaskCancelledError      -> cancelled, term
 //   DeadlineExceededError   -> failed DeadlineExceeded, term
 //   WorkerShutdownError     -> released, nak(0)
+//   SupersededError         -> nothing: the message belongs to a newer delivery
 // Anything else thrown by a pipeline is treated as retryable: an unknown
 // failure is more often a flaky dependency than bad input.
 import { Reason } from '../api/index.ts';
@@ -65,6 +66,20 @@ export class WorkerShutdownError extends Error {
   readonly reason: string = 'WorkerShutdown';
 
   constructor(message = 'the worker is shutting down', options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/**
+ * Another delivery of the same message owns the task now: this process was
+ * paused past the ack wait, or a later attempt wrote the state. The run stops
+ * and sends neither report nor verb, since either would act for the newer run.
+ */
+export class SupersededError extends Error {
+  override name = 'SupersededError';
+  readonly reason: string = 'Superseded';
+
+  constructor(message = 'a later delivery of this task owns it now', options?: ErrorOptions) {
     super(message, options);
   }
 }

@@ -7,6 +7,7 @@ export const Outcome = {
   Retried: 'retried',
   Cancelled: 'cancelled',
   Released: 'released',
+  Abandoned: 'abandoned',
 } as const;
 export type Outcome = (typeof Outcome)[keyof typeof Outcome];
 

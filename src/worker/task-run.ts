@@ -22,6 +22,7 @@ import type { TaskDelivery } from './delivery.ts';
 import {
   DeadlineExceededError,
   RetryableTaskError,
+  SupersededError,
   TaskCancelledError,
   UnrecoverableTaskError,
   WorkerShutdownError,
@@ -82,7 +83,18 @@ export class TaskRun {
     // Keep the message ours from the first moment: any Redis call below may
     // wait out an outage, and the ack wait must not expire meanwhile.
     const ackWaitMs = this.deps.config.ackWaitSeconds * 1000;
-    const working = setInterval(() => this.delivery.working(), Math.max(100, Math.min(ackWaitMs / 3, 15_000)));
+    let lastTick = performance.now();
+    const working = setInterval(() => {
+      const now = performance.now();
+      // A gap longer than the ack wait means this process was paused (SIGSTOP,
+      // a frozen node): JetStream has handed the message to someone else.
+      if (now - lastTick > ackWaitMs) {
+        this.abort(new SupersededError(`this worker was paused for ${Math.round((now - lastTick) / 1000)}s, longer than the ack wait`));
+        return;
+      }
+      lastTick = now;
+      this.delivery.working();
+    }, Math.max(100, Math.min(ackWaitMs / 3, 15_000)));
     try {
       await this.handle();
     } catch (err) {
@@ -114,9 +126,9 @@ export class TaskRun {
     this.uid = message.uid;
 
     const keys = redisKeys(config.keyPrefix, message.uid);
-    const [cancelFlag, [phase, releases, releasedSeq]] = await Promise.all([
+    const [cancelFlag, [phase, releases, releasedSeq, runningOn, heartbeatAt]] = await Promise.all([
       this.deps.redis.exists(keys.cancel),
-      this.deps.redis.hmget(keys.state, 'phase', 'releases', 'releasedSeq'),
+      this.deps.redis.hmget(keys.state, 'phase', 'releases', 'releasedSeq', 'worker', 'heartbeatAt'),
     ]);
     // Deliveries of this message that a shutting-down worker handed back are not attempts.
     const handedBack = releasedSeq === String(delivery.info.streamSequence) ? Number(releases) || 0 : 0;
@@ -143,6 +155,21 @@ export class TaskRun {
       // An earlier run finished but its ack was lost: nothing to do again.
       logger.info({ phase }, `Skipped finished ${message.kind}`);
       delivery.ack();
+      return;
+    }
+
+    // Another worker is visibly running this task (JetStream can deliver a
+    // message again early, e.g. across a server restart): two runs would both
+    // hold a GPU. Hand it back, uncounted; if that run dies, its heartbeat goes
+    // stale and a later delivery runs it.
+    // Live: a heartbeat younger than three intervals, and than the ack wait
+    // (a normal redelivery comes only after a whole ack wait of silence).
+    const liveFor = Math.min(3 * config.heartbeatSeconds, config.ackWaitSeconds) * 1000;
+    const beat = heartbeatAt ? Date.parse(heartbeatAt) : NaN;
+    if (phase === 'Running' && runningOn && runningOn !== config.workerName && this.deps.now().getTime() - beat < liveFor) {
+      await this.deps.reports.handedBack(message.uid, delivery.info.streamSequence).catch((err: unknown) => logger.warn({ err }, 'Could not count the hand-back'));
+      delivery.nak(liveFor);
+      logger.info({ runningOn }, `Handed back ${message.kind}: it is running on another worker`);
       return;
     }
 
@@ -201,8 +228,13 @@ export class TaskRun {
     const endTimer = (outcome: Outcome) =>
       metrics.taskDuration.observe({ kind: message.kind, outcome }, (performance.now() - startedAt) / 1000);
 
+    // A refused report means a later attempt owns the state: stop at once.
+    const supersededUnless = (applied: boolean) => {
+      if (!applied) this.abort(new SupersededError('a later attempt of this task has started elsewhere'));
+      return applied;
+    };
     const heartbeat = setInterval(() => {
-      reports.heartbeat(target).catch((err: unknown) => logger.warn({ err }, 'Heartbeat report failed'));
+      reports.heartbeat(target).then(supersededUnless, (err: unknown) => logger.warn({ err }, 'Heartbeat report failed'));
     }, config.heartbeatSeconds * 1000);
     // The NATS notice is the fast path; the flag also reaches a worker that
     // missed it (reconnecting), at a cost of one EXISTS per poll.
@@ -229,7 +261,7 @@ export class TaskRun {
     );
     const progress = new ProgressThrottle({
       minIntervalMs: PROGRESS_INTERVAL_MS,
-      write: (percent) => reports.progress(target, percent),
+      write: (percent) => reports.progress(target, percent).then(supersededUnless),
       onError: (err) => logger.warn({ err }, 'Progress report failed'),
     });
 
@@ -289,6 +321,13 @@ export class TaskRun {
     }
 
     const error = settled.kind === 'aborted' ? settled.reason : settled.error;
+
+    if (error instanceof SupersededError) {
+      // The message and the task's state belong to the newer delivery: no report, no verb.
+      endTimer(Outcome.Abandoned);
+      logger.warn({ err: error }, `Abandoned superseded run of ${kind}`);
+      return;
+    }
 
     if (error instanceof WorkerShutdownError) {
       const ok = await this.report(logger, () =>
@@ -359,9 +398,11 @@ export class TaskRun {
    */
   private async report(logger: Logger, write: () => Promise<boolean>): Promise<boolean> {
     try {
-      // A false result means a later attempt owns the state: the verb still applies.
-      await write();
-      return true;
+      // A refused write means a later attempt owns the state and the message:
+      // acking or naking this delivery would act for that run. Leave both alone.
+      if (await write()) return true;
+      logger.warn('A later attempt owns this task; its outcome and message are left to it');
+      return false;
     } catch (err) {
       logger.error({ err }, 'Could not record the outcome; the task will be delivered again');
       this.delivery.nak(REPORT_FAILURE_RETRY_MS);

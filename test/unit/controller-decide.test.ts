@@ -8,7 +8,7 @@ import { conditionsForPhase, setCondition } from '../../src/controller/tasks/con
 
 const now = new Date('2026-01-01T12:00:00.000Z');
 const at = (secondsAgo: number) => new Date(now.getTime() - secondsAgo * 1000).toISOString();
-const timing = { heartbeatTimeoutMs: 30_000, deadlineGraceMs: 30_000, redeliveryGraceMs: 90_000 };
+const timing = { heartbeatTimeoutMs: 30_000, deadlineGraceMs: 30_000, redeliveryGraceMs: 90_000, queueRecheckMs: 180_000 };
 const spec = applyTaskSpecDefaults('TranscriptionTask', {
   audio: { uri: 'https://example.com/a.wav' },
   timeoutSeconds: 600,
@@ -16,7 +16,7 @@ const spec = applyTaskSpecDefaults('TranscriptionTask', {
 });
 
 function input(overrides: Partial<DecideInput>): DecideInput {
-  return { now, spec, status: undefined, state: undefined, summary: undefined, queueVerified: true, timing, ...overrides };
+  return { now, spec, status: undefined, state: undefined, summary: undefined, queueCheckedAt: now.getTime() - 1000, timing, ...overrides };
 }
 
 const running = (over: Partial<TaskState> = {}): TaskState => ({
@@ -45,9 +45,30 @@ test('a queued task is not published again once its message is recorded', () => 
   assert.equal(d.queuedAt, at(5), 'queuedAt is kept');
 });
 
-test('after a controller restart a queued message is checked once, then trusted', () => {
-  const d = decide(input({ status: { phase: Phase.Queued }, state: { seq: 3 }, queueVerified: false }));
+test('a queued message is checked after a controller restart, and again every recheck period', () => {
+  const d = decide(input({ status: { phase: Phase.Queued }, state: { seq: 3 }, queueCheckedAt: undefined }));
   assert.deepEqual(d.actions, [{ type: 'ensureQueued', attempt: 1 }]);
+  const fresh = decide(input({ status: { phase: Phase.Queued }, state: { seq: 3 }, queueCheckedAt: now.getTime() - 60_000 }));
+  assert.deepEqual(fresh.actions, []);
+  assert.equal(fresh.requeueAfterMs, 120_000, 'looks again when the period is up');
+  const due = decide(input({ status: { phase: Phase.Queued }, state: { seq: 3 }, queueCheckedAt: now.getTime() - 180_000 }));
+  assert.deepEqual(due.actions, [{ type: 'ensureQueued', attempt: 1 }]);
+});
+
+test('attempts keep counting when Redis lost the state: the next publish follows status.attempts', () => {
+  const d = decide(input({ status: { phase: Phase.Retrying, attempts: 2 }, state: undefined }));
+  assert.deepEqual(d.actions, [{ type: 'publish', attempt: 3 }]);
+});
+
+test('a run that reported moments ago is not queued again when Redis lost its state', () => {
+  const status = { phase: Phase.Running, attempts: 1, lastReportTime: at(5), worker: 'w', progress: 30 };
+  const d = decide(input({ status, state: undefined }));
+  assert.equal(d.phase, Phase.Running);
+  assert.deepEqual(d.actions, []);
+  assert.equal(d.requeueAfterMs, 25_000, 'looks again when the heartbeat would be stale');
+  // Silent for longer than the heartbeat timeout: it is gone, queue the next attempt.
+  const stale = decide(input({ status: { ...status, lastReportTime: at(31) }, state: undefined }));
+  assert.deepEqual(stale.actions, [{ type: 'publish', attempt: 2 }]);
 });
 
 test('a running report becomes Running with worker, start time, attempt and progress', () => {

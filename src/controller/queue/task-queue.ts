@@ -4,6 +4,8 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import { headers, type NatsConnection } from '@nats-io/nats-core';
 import { PRIORITIES, type Priority, type TaskKind, type TaskSpec } from '../../api/index.ts';
 import {
+  consumerName,
+  parseTaskSubject,
   consumerBindings,
   encodeCancelMessage,
   encodeTaskMessage,
@@ -33,6 +35,15 @@ export interface Backlog {
   byPriority: Record<Priority, number>;
   total: number;
 }
+
+/** Where a queued message stands. */
+export type MessageCheck =
+  /** In the stream and ahead of its consumer: it will be delivered (or is out with a worker). */
+  | 'queued'
+  /** No longer in the stream (consumed, removed). */
+  | 'gone'
+  /** In the stream but behind its consumer's ack floor: JetStream will never deliver it. */
+  | 'orphaned';
 
 export interface TaskQueueOptions {
   names: QueueNames;
@@ -76,6 +87,22 @@ export class TaskQueue {
   async messageExists(seq: number): Promise<boolean> {
     const msg = await this.jsm.streams.getMessage(this.names.stream, { seq });
     return msg !== null;
+  }
+
+  /**
+   * Whether a queued message will still reach a worker. A message at or below
+   * its consumer's ack floor that is still stored has been passed over (seen
+   * with nats-server < 2.10.13 around restarts) and would wait forever.
+   */
+  async check(seq: number): Promise<MessageCheck> {
+    const msg = await this.jsm.streams.getMessage(this.names.stream, { seq });
+    if (msg === null) return 'gone';
+    const binding = parseTaskSubject(msg.subject, this.names);
+    if (!binding) return 'queued';
+    const info = await this.jsm.consumers.info(this.names.stream, consumerName(binding.kind, binding.priority));
+    if (info.ack_floor.stream_seq < seq) return 'queued';
+    // Acked at that very moment? Then it is gone by now.
+    return (await this.jsm.streams.getMessage(this.names.stream, { seq })) === null ? 'gone' : 'orphaned';
   }
 
   /** Removes a queued message; false if it was already gone. */

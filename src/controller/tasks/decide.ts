@@ -12,6 +12,8 @@ export interface Timing {
   deadlineGraceMs: number;
   /** How long JetStream gets to redeliver a lost or retried run before the controller checks the message is still there. */
   redeliveryGraceMs: number;
+  /** How often a waiting task's message is checked to still be deliverable. */
+  queueRecheckMs: number;
 }
 
 export type TaskAction =
@@ -46,8 +48,8 @@ export interface DecideInput {
   status: TaskStatus | undefined;
   state: TaskState | undefined;
   summary: ResultSummary | undefined;
-  /** False until this controller process has checked the queued message once. */
-  queueVerified: boolean;
+  /** When this controller process last found the queued message deliverable (undefined: never). */
+  queueCheckedAt: number | undefined;
   timing: Timing;
 }
 
@@ -174,24 +176,47 @@ export function decide(input: DecideInput): Decision {
     };
   }
 
+  // Attempts keep counting across a loss of the state hash: the status remembers them.
+  const nextAttempt = Math.max(state?.attempt ?? 0, status?.attempts ?? 0) + 1;
+
   // Not running: waiting in the queue, or not queued yet.
   if (state?.seq === undefined) {
+    // The status says a run reported recently, but Redis has nothing (it lost
+    // the hash): the run is probably going on, and its next heartbeat restores
+    // the state. Queuing it again now would start a second run.
+    const lastReport = ms(status?.lastReportTime);
+    if (status?.phase === Phase.Running && lastReport !== undefined && nowMs - lastReport < timing.heartbeatTimeoutMs) {
+      return {
+        ...common,
+        phase: Phase.Running,
+        reason: status.reason ?? Reason.Started,
+        message: status.message ?? 'Running',
+        progress: status.progress ?? 0,
+        actions: [],
+        requeueAfterMs: lastReport + timing.heartbeatTimeoutMs - nowMs,
+      };
+    }
     return {
       ...common,
       phase: Phase.Queued,
       reason: Reason.Published,
       message: 'Waiting for a worker',
       progress: 0,
-      actions: [{ type: 'publish', attempt: (state?.attempt ?? 0) + 1 }],
+      actions: [{ type: 'publish', attempt: nextAttempt }],
     };
   }
+  // Checked once per controller process, then every queueRecheckMs, so a
+  // message the queue lost track of is found without a restart.
+  const checkedAt = input.queueCheckedAt;
+  const due = checkedAt === undefined || nowMs - checkedAt >= timing.queueRecheckMs;
   return {
     ...common,
     phase: Phase.Queued,
     reason: Reason.Published,
     message: reported === Phase.Queued && state.message ? `Waiting for a worker (${state.message})` : 'Waiting for a worker',
     progress: state.progress ?? 0,
-    actions: input.queueVerified ? [] : [{ type: 'ensureQueued', attempt: (state.attempt ?? 0) + 1 }],
+    actions: due ? [{ type: 'ensureQueued', attempt: nextAttempt }] : [],
+    requeueAfterMs: due ? timing.queueRecheckMs : checkedAt + timing.queueRecheckMs - nowMs,
   };
 }
 

@@ -72,8 +72,10 @@ export class TaskReconciler implements Reconciler {
   private readonly o: TaskReconcilerOptions;
   /** The status this process last wrote per uid: the informer cache may not have caught up yet. */
   private readonly written = new Map<string, Written>();
-  /** uids whose queued message this process has checked once (after a restart, trust nothing). */
-  private readonly verified = new Set<string>();
+  /** When this process last found each uid's queued message deliverable (after a restart, trust nothing). */
+  private readonly verified = new Map<string, number>();
+  /** uids whose message looked orphaned once; a second look confirms it before anything is re-queued. */
+  private readonly suspectedOrphans = new Set<string>();
 
   constructor(options: TaskReconcilerOptions) {
     this.o = options;
@@ -131,7 +133,7 @@ export class TaskReconciler implements Reconciler {
       status: current,
       state: stored.state,
       summary: stored.summary,
-      queueVerified: this.verified.has(uid),
+      queueCheckedAt: this.verified.get(uid),
       timing: this.o.timing,
     });
 
@@ -166,22 +168,33 @@ export class TaskReconciler implements Reconciler {
     try {
       switch (action.type) {
         case 'publish': {
-          const { seq, duplicate } = await queue.publish(task, action.attempt);
+          const { seq, attempt } = await this.publishFresh(queue, task, action.attempt, log);
           await this.o.store.recordPublished(task, seq);
-          this.verified.add(uid);
-          log.info({ seq, attempt: action.attempt, duplicate, priority: spec.priority }, `Published ${this.kind}`);
+          this.verified.set(uid, this.o.clock.now());
+          log.info({ seq, attempt, priority: spec.priority }, `Published ${this.kind}`);
           return;
         }
         case 'ensureQueued': {
           const seq = stored.state?.seq;
-          if (seq !== undefined && (await queue.messageExists(seq))) {
-            this.verified.add(uid);
+          const where = seq === undefined ? 'gone' : await queue.check(seq);
+          if (where === 'queued') {
+            this.suspectedOrphans.delete(uid);
+            this.verified.set(uid, this.o.clock.now());
             return;
           }
-          const { seq: newSeq } = await queue.publish(task, action.attempt);
+          if (where === 'orphaned') {
+            // Only a second sighting counts: an ack racing the check looks the same once.
+            if (!this.suspectedOrphans.has(uid)) {
+              this.suspectedOrphans.add(uid);
+              return;
+            }
+            await queue.remove(seq as number);
+          }
+          this.suspectedOrphans.delete(uid);
+          const { seq: newSeq, attempt } = await this.publishFresh(queue, task, action.attempt, log);
           await this.o.store.recordPublished(task, newSeq);
-          this.verified.add(uid);
-          log.warn({ lostSeq: seq, seq: newSeq, attempt: action.attempt }, `Queued ${this.kind} again: its message was gone`);
+          this.verified.set(uid, this.o.clock.now());
+          log.warn({ lostSeq: seq, seq: newSeq, attempt, why: where }, `Queued ${this.kind} again: its message was ${where}`);
           return;
         }
         case 'discard': {
@@ -193,6 +206,21 @@ export class TaskReconciler implements Reconciler {
       if (err instanceof DependencyUnavailable) throw err;
       throw new DependencyUnavailable(Reason.QueueUnavailable, `Queue operation failed: ${(err as Error).message}`, err);
     }
+  }
+
+  /**
+   * Publishes at `attempt`, or a later one if JetStream already holds that
+   * attempt's id (duplicate window) for a message that is no longer there:
+   * an answer "duplicate" for a consumed message would leave the task
+   * waiting on nothing.
+   */
+  private async publishFresh(queue: TaskQueue, task: Parameters<TaskQueue['publish']>[0], attempt: number, log: Logger): Promise<{ seq: number; attempt: number }> {
+    for (let next = attempt; next < attempt + 10; next++) {
+      const { seq, duplicate } = await queue.publish(task, next);
+      if (!duplicate || (await queue.messageExists(seq))) return { seq, attempt: next };
+      log.info({ seq, attempt: next }, 'That attempt was queued and consumed before; publishing the next');
+    }
+    throw new Error(`attempts ${attempt} to ${attempt + 9} were all consumed already`);
   }
 
   private async discard(uid: string, seq: number | undefined, queue: TaskQueue): Promise<void> {
@@ -311,8 +339,7 @@ export class TaskReconciler implements Reconciler {
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
-    this.written.delete(uid);
-    this.verified.delete(uid);
+    this.forget(uid);
     log.info({ phase: status?.phase ?? Phase.Pending }, `Cleaned up deleted ${this.kind}`);
   }
 
@@ -321,6 +348,7 @@ export class TaskReconciler implements Reconciler {
     if (!uid) return;
     this.written.delete(uid);
     this.verified.delete(uid);
+    this.suspectedOrphans.delete(uid);
   }
 }
 
