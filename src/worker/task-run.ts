@@ -53,6 +53,8 @@ export interface TaskRunDeps {
   logger: Logger;
   metrics: WorkerMetrics;
   now: () => Date;
+  /** True when another run of this process already holds the task `uid`. */
+  runningHere?: (uid: string, self: TaskRun) => boolean;
 }
 
 type Settled =
@@ -123,7 +125,10 @@ export class TaskRun {
       await this.rejectMalformed(err);
       return;
     }
-    this.uid = message.uid;
+    // Checked and claimed in one synchronous step, so of two deliveries of one
+    // task to this process exactly one runs; the other would share its files.
+    const twin = this.deps.runningHere?.(message.uid, this) ?? false;
+    if (!twin) this.uid = message.uid;
 
     const keys = redisKeys(config.keyPrefix, message.uid);
     const [cancelFlag, [phase, releases, releasedSeq, runningOn, heartbeatAt]] = await Promise.all([
@@ -155,6 +160,14 @@ export class TaskRun {
       // An earlier run finished but its ack was lost: nothing to do again.
       logger.info({ phase }, `Skipped finished ${message.kind}`);
       delivery.ack();
+      return;
+    }
+
+    if (twin) {
+      const again = Math.min(3 * config.heartbeatSeconds, config.ackWaitSeconds) * 1000;
+      await this.deps.reports.handedBack(message.uid, delivery.info.streamSequence).catch((err: unknown) => logger.warn({ err }, 'Could not count the hand-back'));
+      delivery.nak(again);
+      logger.info(`Handed back ${message.kind}: this worker is already running it`);
       return;
     }
 

@@ -55,6 +55,10 @@ export class Worker {
       logger: options.logger,
       metrics: this.metrics,
       now: options.now ?? (() => new Date()),
+      runningHere: (uid, self) => {
+        for (const run of this.runs) if (run !== self && run.uid === uid) return true;
+        return false;
+      },
     };
   }
 

@@ -134,6 +134,10 @@ test("a worker's terminal report wins, with the result reference and summary", (
   assert.equal(d.completionTime, at(1));
   assert.equal(d.attempts, 2);
 
+  assert.deepEqual(d.actions, [], 'no message recorded, nothing to remove');
+  const withMessage = decide(input({ state: { phase: Phase.Succeeded, resultRef: 'r', seq: 9 } }));
+  assert.deepEqual(withMessage.actions, [{ type: 'dequeue' }], 'a message left behind by a lost ack must not run the task again');
+
   const failed = decide(input({ state: { phase: Phase.Failed, reason: 'AudioNotFound', message: 'HTTP 404' } }));
   assert.equal(failed.phase, Phase.Failed);
   assert.equal(failed.reason, 'AudioNotFound');

@@ -22,7 +22,9 @@ export type TaskAction =
   /** Make sure the queued message still exists; if it is gone, publish this attempt. */
   | { type: 'ensureQueued'; attempt: number }
   /** Stop the task wherever it is: cancel flag, cancel notice, queued message removed. */
-  | { type: 'discard' };
+  | { type: 'discard' }
+  /** The task is finished: a message still in the stream (its ack was lost) must not run it again. */
+  | { type: 'dequeue' };
 
 export interface Decision {
   phase: Phase;
@@ -86,7 +88,7 @@ export function decide(input: DecideInput): Decision {
       progress: succeeded ? 100 : (state?.progress ?? status?.progress ?? 0),
       completionTime: state?.updatedAt ?? nowIso,
       ...(succeeded ? { result: { ...(state?.resultRef ? { ref: state.resultRef } : {}), ...(input.summary ? { summary: input.summary } : {}) } } : {}),
-      actions: [],
+      actions: state?.seq !== undefined ? [{ type: 'dequeue' }] : [],
     };
   }
 

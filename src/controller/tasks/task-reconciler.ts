@@ -138,7 +138,14 @@ export class TaskReconciler implements Reconciler {
     });
 
     try {
-      for (const action of decision.actions) await this.act(action, obj, spec, stored, log);
+      for (const action of decision.actions) {
+        if (action.type === 'dequeue') {
+          // Best effort: a finished task's status must not wait for NATS.
+          await this.act(action, obj, spec, stored, log).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'Could not remove the message of a finished task'));
+        } else {
+          await this.act(action, obj, spec, stored, log);
+        }
+      }
     } catch (err) {
       if (!(err instanceof DependencyUnavailable)) throw err;
       if (decision.actions.some((a) => a.type === 'publish') && (current?.phase === undefined || current.phase === Phase.Pending)) {
@@ -199,6 +206,11 @@ export class TaskReconciler implements Reconciler {
         }
         case 'discard': {
           await this.discard(uid, stored.state?.seq, queue);
+          return;
+        }
+        case 'dequeue': {
+          const seq = stored.state?.seq;
+          if (seq !== undefined && (await queue.remove(seq))) log.info({ seq }, `Removed the message of finished ${this.kind}`);
           return;
         }
       }
