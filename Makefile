@@ -68,6 +68,10 @@ e2e: install local-cluster ## Run the end-to-end tests (uses KUBECONFIG's cluste
 bench: install local-cluster ## Run the benchmarks and print a table (SIZE=quick|full)
 	$(NPM) exec -- node bench/run.ts --size $(SIZE)
 
+.PHONY: chaos
+chaos: install local-cluster ## Run the fault-injection suite at full size (1,000 tasks, every fault kind; ~15-20 min)
+	$(NPM) exec -- node test/chaos/run.ts --tasks 1000
+
 .PHONY: chart-lint
 chart-lint: install ## Lint the Helm chart and render every ci/*-values.yaml scenario with its assertions
 	$(HELM) lint --strict charts/task-queue
