@@ -76,6 +76,8 @@ export class TaskReconciler implements Reconciler {
   private readonly verified = new Map<string, number>();
   /** uids whose message looked orphaned once; a second look confirms it before anything is re-queued. */
   private readonly suspectedOrphans = new Set<string>();
+  /** Finished tasks whose leftover message could not be removed yet (NATS was away), by uid. */
+  private readonly pendingDequeue = new Map<string, number>();
 
   constructor(options: TaskReconcilerOptions) {
     this.o = options;
@@ -140,8 +142,12 @@ export class TaskReconciler implements Reconciler {
     try {
       for (const action of decision.actions) {
         if (action.type === 'dequeue') {
-          // Best effort: a finished task's status must not wait for NATS.
-          await this.act(action, obj, spec, stored, log).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'Could not remove the message of a finished task'));
+          // A finished task's status must not wait for NATS: the removal is
+          // retried from afterFinished() until it goes through.
+          await this.act(action, obj, spec, stored, log).catch((err: unknown) => {
+            if (stored.state?.seq !== undefined) this.pendingDequeue.set(uid, stored.state.seq);
+            log.warn({ err: (err as Error).message }, 'Could not remove the message of a finished task yet');
+          });
         } else {
           await this.act(action, obj, spec, stored, log);
         }
@@ -313,8 +319,21 @@ export class TaskReconciler implements Reconciler {
     if (isTerminalPhase(phase)) this.o.metrics?.observeFinished(this.kind, next, obj.metadata?.creationTimestamp);
   }
 
-  /** A finished task only waits for ttlSecondsAfterFinished. */
+  /** A finished task only waits for ttlSecondsAfterFinished (and for its leftover message to go). */
   private async afterFinished(obj: TaskObject, status: TaskStatus, log: Logger): Promise<ReconcileResult | void> {
+    const uid = obj.metadata?.uid as string;
+    const leftover = this.pendingDequeue.get(uid);
+    if (leftover !== undefined) {
+      const queue = this.o.queue();
+      try {
+        if (!queue) throw new Error('NATS JetStream is unreachable');
+        await queue.remove(leftover);
+        this.pendingDequeue.delete(uid);
+      } catch (err) {
+        log.debug({ err: (err as Error).message }, 'Leftover message of a finished task not removed yet');
+        return { requeueAfterMs: this.o.dependencyRetryMs ?? 5000 };
+      }
+    }
     const ttl = (obj.spec as { ttlSecondsAfterFinished?: number } | undefined)?.ttlSecondsAfterFinished;
     if (ttl === undefined || !status.completionTime) return;
     const expiresAt = Date.parse(status.completionTime) + ttl * 1000;
@@ -361,6 +380,7 @@ export class TaskReconciler implements Reconciler {
     this.written.delete(uid);
     this.verified.delete(uid);
     this.suspectedOrphans.delete(uid);
+    this.pendingDequeue.delete(uid);
   }
 }
 
