@@ -125,7 +125,9 @@ export class ControllerManager {
       };
       informer.on('add', enqueue);
       informer.on('update', (obj, old) => {
-        enqueue(obj);
+        // The echo of our own status write carries nothing new; timers and
+        // reports bring the task back when something changes.
+        if (!reconciler.isOwnWrite(obj)) enqueue(obj);
         if (old.status?.phase !== obj.status?.phase && (isTerminalPhase(obj.status?.phase) || obj.status?.phase === 'Queued')) this.backlogChanged(kind);
       });
       informer.on('delete', (obj) => {

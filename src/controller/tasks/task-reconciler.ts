@@ -293,7 +293,16 @@ export class TaskReconciler implements Reconciler {
 
     await this.patchStatus(obj, current, next);
     if (current?.phase !== next.phase) this.recordTransition(obj, current, next, log);
+    // Our own write does not come back as work (see isOwnWrite); a task that
+    // just finished still needs the pass that schedules its TTL and leftovers.
+    if (isTerminalPhase(next.phase)) return { requeueAfterMs: 0 };
     return requeue;
+  }
+
+  /** True when `obj` is exactly the version our last status write produced: nothing new to reconcile. */
+  isOwnWrite(obj: TaskObject): boolean {
+    const mine = this.written.get(obj.metadata?.uid as string);
+    return mine?.resourceVersion !== undefined && mine.resourceVersion === obj.metadata?.resourceVersion;
   }
 
   private async patchStatus(obj: TaskObject, current: TaskStatus | undefined, next: TaskStatus): Promise<void> {
