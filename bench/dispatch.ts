@@ -39,8 +39,9 @@ export const dispatch: Benchmark = {
     const watches: { stop(): void }[] = [];
     try {
       controller = await ControllerProcess.start(ctx.settings, { ...queue, name: 'dispatch-controller', kubeconfigPath: env.kubeconfigPath, namespace });
+      await controller.waitReady();
       worker = WorkerProcess.start(ctx.settings, { ...queue, name: 'dispatch-worker', env: { TQ_STUB_CHUNKS: '1', TQ_STUB_CHUNK_MS: '0' } });
-      await Promise.all([controller.waitReady(), worker.waitForLog('Worker started')]);
+      await worker.waitForLog('Worker started');
 
       const bareAdded = new Waiters<number>();
       const firstPhase = new Waiters<{ at: number; phase: string }>();

@@ -68,10 +68,14 @@ export const scaleReaction: Benchmark = {
       } as KubernetesObject);
       controller = await ControllerProcess.start(ctx.settings, { ...queue, name: 'scale-controller', kubeconfigPath: env.kubeconfigPath, namespace });
       await controller.waitReady();
+      // How long after the controller is ready the pool can scale at all (a finding of this benchmark: see README).
+      const readyAt = nowMs();
       await poll('the WorkerPool to report Ready', async () => {
         const pool = await client.get<KubernetesObject & { status?: { conditions?: { type: string; status: string }[] } }>(POOL_REF, namespace, POOL);
         return pool.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
       }, { timeoutMs: 30_000, intervalMs: 100, signal: ctx.signal });
+      const poolReadyMs = nowMs() - readyAt;
+      ctx.log(`the WorkerPool reported Ready ${fmt(poolReadyMs)} ms after the controller was ready`);
 
       const worker = new ProtocolWorker(queue, 'scale-worker');
       const upFromCreate: number[] = [];
@@ -144,7 +148,7 @@ export const scaleReaction: Benchmark = {
             numbers: { p50: down.p50, max: down.max, delaySeconds: SCALE_DOWN_DELAY_SECONDS },
           },
         ],
-        details: { namespace, cycles, scaleDownDelaySeconds: SCALE_DOWN_DELAY_SECONDS, upFromQueuedMs: upFromQueued, upFromCreateMs: upFromCreate, downLagMs: downLag },
+        details: { namespace, cycles, poolReadyAfterControllerReadyMs: poolReadyMs, scaleDownDelaySeconds: SCALE_DOWN_DELAY_SECONDS, upFromQueuedMs: upFromQueued, upFromCreateMs: upFromCreate, downLagMs: downLag },
       };
     } finally {
       await stopAll([controller]);

@@ -55,7 +55,31 @@ export class ControllerProcess {
     this.startedAt = performance.now();
   }
 
+  /**
+   * Spawns the controller and waits until its probe port answers. A port
+   * that was free a moment ago can be taken by another process on a shared
+   * machine before the controller binds it: then it starts again on others.
+   */
   static async start(settings: BenchSettings, options: ControllerProcessOptions): Promise<ControllerProcess> {
+    for (let attempt = 1; ; attempt++) {
+      const controller = await ControllerProcess.spawn(settings, options);
+      let portTaken = false;
+      await waitFor(`${options.name} /healthz`, async () => {
+        if (!controller.process.running) {
+          portTaken = controller.logTail(60).includes('EADDRINUSE');
+          if (portTaken) return true;
+          throw new Error(`${options.name} exited:\n${controller.logTail()}`);
+        }
+        const res = await fetch(`http://127.0.0.1:${controller.healthPort}/healthz`).catch(() => undefined);
+        await res?.body?.cancel();
+        return res !== undefined;
+      }, { timeoutMs: 60_000, intervalMs: 25 });
+      if (!portTaken) return controller;
+      if (attempt >= 5) throw new Error(`${options.name}: its ports were taken ${attempt} times`);
+    }
+  }
+
+  private static async spawn(settings: BenchSettings, options: ControllerProcessOptions): Promise<ControllerProcess> {
     const metricsPort = await freePort();
     const healthPort = await freePort();
     const logDir = join(settings.workDir, 'logs');
@@ -118,10 +142,11 @@ export class ControllerProcess {
    * has synced but does not lead yet.) Returns the milliseconds since spawn.
    */
   async waitReady(timeoutMs = 60_000): Promise<number> {
+    // /readyz first: it is cheap, while every /metrics scrape walks the task cache.
     await waitFor(`${this.name} to lead and be ready`, async () => {
       if (!this.process.running) throw new Error(`${this.name} exited:\n${this.process.logTail()}`);
-      return (await this.leading()) && (await this.ready());
-    }, { timeoutMs, intervalMs: 20 });
+      return (await this.ready()) && (await this.leading()) && (await this.ready());
+    }, { timeoutMs, intervalMs: 50 });
     return performance.now() - this.startedAt;
   }
 
