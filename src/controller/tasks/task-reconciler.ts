@@ -295,7 +295,7 @@ export class TaskReconciler implements Reconciler {
     if (current?.phase !== next.phase) this.recordTransition(obj, current, next, log);
     // Our own write does not come back as work (see isOwnWrite); a task that
     // just finished still needs the pass that schedules its TTL and leftovers.
-    if (isTerminalPhase(next.phase)) return { requeueAfterMs: 0 };
+    if (isTerminalPhase(next.phase)) return { requeueAfterMs: 1 };
     return requeue;
   }
 
