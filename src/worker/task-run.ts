@@ -163,26 +163,20 @@ export class TaskRun {
       return;
     }
 
-    if (twin) {
-      const again = Math.min(3 * config.heartbeatSeconds, config.ackWaitSeconds) * 1000;
-      await this.deps.reports.handedBack(message.uid, delivery.info.streamSequence).catch((err: unknown) => logger.warn({ err }, 'Could not count the hand-back'));
-      delivery.nak(again);
-      logger.info(`Handed back ${message.kind}: this worker is already running it`);
-      return;
-    }
-
-    // Another worker is visibly running this task (JetStream can deliver a
-    // message again early, e.g. across a server restart): two runs would both
-    // hold a GPU. Hand it back, uncounted; if that run dies, its heartbeat goes
-    // stale and a later delivery runs it.
-    // Live: a heartbeat younger than three intervals, and than the ack wait
-    // (a normal redelivery comes only after a whole ack wait of silence).
+    // A task this worker already runs (a second delivery would share its
+    // files), or one another worker is visibly running (JetStream can deliver
+    // a message again early, e.g. across a server restart): two runs would
+    // both hold a GPU. Hand it back, uncounted; if that run dies, its
+    // heartbeat goes stale and a later delivery runs it. Live: a heartbeat
+    // younger than three intervals and than the ack wait (a normal
+    // redelivery comes only after a whole ack wait of silence).
     const liveFor = Math.min(3 * config.heartbeatSeconds, config.ackWaitSeconds) * 1000;
     const beat = heartbeatAt ? Date.parse(heartbeatAt) : NaN;
-    if (phase === 'Running' && runningOn && runningOn !== config.workerName && this.deps.now().getTime() - beat < liveFor) {
+    const elsewhere = phase === 'Running' && runningOn && runningOn !== config.workerName && this.deps.now().getTime() - beat < liveFor;
+    if (twin || elsewhere) {
       await this.deps.reports.handedBack(message.uid, delivery.info.streamSequence).catch((err: unknown) => logger.warn({ err }, 'Could not count the hand-back'));
       delivery.nak(liveFor);
-      logger.info({ runningOn }, `Handed back ${message.kind}: it is running on another worker`);
+      logger.info({ runningOn }, `Handed back ${message.kind}: ${twin ? 'this worker is already running it' : 'it is running on another worker'}`);
       return;
     }
 
